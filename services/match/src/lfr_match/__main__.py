@@ -1,0 +1,22 @@
+"""``lfr-match``: run the match service until SIGTERM."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from lfr.common.server import run_service
+from lfr.common.settings import ServiceSettings
+
+from lfr_match.server import make_parts
+from lfr_match.settings import MatchSettings, load
+
+
+def main() -> None:
+    async def parts(settings: ServiceSettings):  # type: ignore[no-untyped-def]
+        return await make_parts(cast(MatchSettings, settings))
+
+    run_service("match", load, parts)
+
+
+if __name__ == "__main__":
+    main()
