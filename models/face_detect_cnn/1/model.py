@@ -1,0 +1,1 @@
+../../face_detect/1/model.py
