@@ -46,8 +46,11 @@ class RedisOptions:
     appendfsync: AppendFsync = "always"
     appendonly: bool = True
     #: SLOWLOG threshold in microseconds (``-1`` disables it, ``0`` logs every command);
-    #: ``None`` keeps Redis' default. See the module docstring for why it matters.
-    slowlog_log_slower_than: int | None = None
+    #: ``None`` keeps Redis' default. Off by default: SLOWLOG keeps command arguments, and a KNN
+    #: query's arguments are a probe's embedding (the match service enforces this as well).
+    slowlog_log_slower_than: int | None = -1
+    #: Keep keys and arguments out of Redis' own log (crash reports, slow-command warnings).
+    hide_user_data_from_log: bool = True
     slowlog_max_len: int | None = None
     extra_args: tuple[str, ...] = ()
 
@@ -115,6 +118,8 @@ def redis_command(data_dir: Path, options: RedisOptions | None = None) -> list[s
         argv += ["--slowlog-log-slower-than", str(opts.slowlog_log_slower_than)]
     if opts.slowlog_max_len is not None:
         argv += ["--slowlog-max-len", str(opts.slowlog_max_len)]
+    if opts.hide_user_data_from_log:
+        argv += ["--hide-user-data-from-log", "yes"]
     argv += list(opts.extra_args)
     return argv
 

@@ -41,15 +41,26 @@ def open_channel(
     *,
     idempotent_methods: Iterable[tuple[str, str]] = (),
     max_message_bytes: int = 16 * MiB,
+    reconnect_max_s: float = 2.0,
+    channel_retries: bool = True,
 ) -> aio.Channel:
     """An insecure aio channel to ``host:port``; ``idempotent_methods`` are (service, method)
-    pairs, e.g. ``("lfr.v1.AlertService", "Publish")``, that gRPC may retry on UNAVAILABLE."""
-    options = [
+    pairs, e.g. ``("lfr.v1.AlertService", "Publish")``, that gRPC may retry on UNAVAILABLE.
+
+    The reconnect backoff is capped at ``reconnect_max_s``: gRPC's default grows to 120 s, so
+    after a peer's outage calls would keep failing long after it came back. Callers that retry
+    themselves (within a deadline of their own) pass ``channel_retries=False``.
+    """
+    options: list[tuple[str, str | int]] = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.keepalive_time_ms", 30_000),
         ("grpc.keepalive_timeout_ms", 10_000),
-        ("grpc.enable_retries", 1),
-        ("grpc.service_config", _retry_config(idempotent_methods)),
+        ("grpc.initial_reconnect_backoff_ms", 100),
+        ("grpc.min_reconnect_backoff_ms", 100),
+        ("grpc.max_reconnect_backoff_ms", int(reconnect_max_s * 1000)),
+        ("grpc.enable_retries", 1 if channel_retries else 0),
     ]
+    if channel_retries:
+        options.append(("grpc.service_config", _retry_config(idempotent_methods)))
     return aio.insecure_channel(address, options=options)
