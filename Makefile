@@ -8,12 +8,22 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install proto proto-check lint test test-fast demo up down status bench clean
+.PHONY: system-deps install proto proto-check lint test test-fast demo up down status bench clean
 
 $(UV):
 	@echo "==> bootstrapping uv into $(TOOLS)/"
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==0.13.8
+
+# Debian packages for the RTSP source test: GStreamer's RTSP server, driven by the system Python.
+APT_PACKAGES := python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+system-deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "==> installing Debian packages: $$missing"; \
+	  sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
 
 install: $(UV)
 	@echo "==> installing the workspace into $(VENV)/ (uv.lock)"
@@ -34,7 +44,7 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: install proto-check lint
+test: system-deps install proto-check lint
 	@echo "==> running the test suite (starts its own Redis and Triton)"
 	$(BIN)/pytest -ra
 

@@ -6,7 +6,6 @@ from typing import cast
 
 from lfr.common.server import run_service
 from lfr.common.settings import ServiceSettings
-
 from lfr_ingest.server import make_parts
 from lfr_ingest.settings import IngestSettings, load
 

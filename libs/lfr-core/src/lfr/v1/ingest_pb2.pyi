@@ -37,6 +37,8 @@ class _FrameStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FrameStat
     """no active deployment covers this camera now"""
     FRAME_STATUS_REJECTED: _FrameStatus.ValueType  # 5
     """bad input; see error"""
+    FRAME_STATUS_FAILED: _FrameStatus.ValueType  # 6
+    """a dependency (Triton, match, watchlist) failed for this"""
 
 class FrameStatus(_FrameStatus, metaclass=_FrameStatusEnumTypeWrapper): ...
 
@@ -50,6 +52,8 @@ FRAME_STATUS_DROPPED_NO_DEPLOYMENT: FrameStatus.ValueType  # 4
 """no active deployment covers this camera now"""
 FRAME_STATUS_REJECTED: FrameStatus.ValueType  # 5
 """bad input; see error"""
+FRAME_STATUS_FAILED: FrameStatus.ValueType  # 6
+"""a dependency (Triton, match, watchlist) failed for this"""
 Global___FrameStatus: _TypeAlias = FrameStatus  # noqa: Y015
 
 class _SourceState:
@@ -203,7 +207,7 @@ class FrameResult(_message.Message):
     """receipt to decision for this frame"""
     @_builtins.property
     def error(self) -> _common_pb2.ItemError:
-        """set when status is REJECTED"""
+        """set when status is REJECTED, FAILED or DROPPED_NO_DEPLOYMENT"""
 
     @_builtins.property
     def faces(self) -> _containers.RepeatedCompositeFieldContainer[Global___TrackedFace]: ...
@@ -419,6 +423,8 @@ class CameraStats(_message.Message):
     PROBES_FIELD_NUMBER: _builtins.int
     MATCHES_FIELD_NUMBER: _builtins.int
     LATENCY_FIELD_NUMBER: _builtins.int
+    FRAMES_FAILED_FIELD_NUMBER: _builtins.int
+    PROBES_FAILED_FIELD_NUMBER: _builtins.int
     camera_id: _builtins.str
     frames_in: _builtins.int
     frames_processed: _builtins.int
@@ -431,6 +437,10 @@ class CameraStats(_message.Message):
     tracks: _builtins.int
     probes: _builtins.int
     matches: _builtins.int
+    frames_failed: _builtins.int
+    """a dependency failed for the frame (FRAME_STATUS_FAILED)"""
+    probes_failed: _builtins.int
+    """probes match could not decide (unreachable or refused)"""
     @_builtins.property
     def latency(self) -> _common_pb2.LatencySummary:
         """per processed frame, receipt to decision"""
@@ -451,10 +461,12 @@ class CameraStats(_message.Message):
         probes: _builtins.int = ...,
         matches: _builtins.int = ...,
         latency: _common_pb2.LatencySummary | None = ...,
+        frames_failed: _builtins.int = ...,
+        probes_failed: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["latency", b"latency"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["camera_id", b"camera_id", "faces_detected", b"faces_detected", "faces_rejected_quality", b"faces_rejected_quality", "frames_dropped_backpressure", b"frames_dropped_backpressure", "frames_dropped_no_deployment", b"frames_dropped_no_deployment", "frames_in", b"frames_in", "frames_processed", b"frames_processed", "frames_rejected", b"frames_rejected", "frames_skipped_sampling", b"frames_skipped_sampling", "latency", b"latency", "matches", b"matches", "probes", b"probes", "tracks", b"tracks"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["camera_id", b"camera_id", "faces_detected", b"faces_detected", "faces_rejected_quality", b"faces_rejected_quality", "frames_dropped_backpressure", b"frames_dropped_backpressure", "frames_dropped_no_deployment", b"frames_dropped_no_deployment", "frames_failed", b"frames_failed", "frames_in", b"frames_in", "frames_processed", b"frames_processed", "frames_rejected", b"frames_rejected", "frames_skipped_sampling", b"frames_skipped_sampling", "latency", b"latency", "matches", b"matches", "probes", b"probes", "probes_failed", b"probes_failed", "tracks", b"tracks"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
