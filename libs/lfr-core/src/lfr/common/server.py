@@ -89,8 +89,13 @@ class RunningServer:
         return healthy
 
     async def _watch_dependencies(self) -> None:
+        me = asyncio.current_task()
         while True:
             await self.check_dependencies()
+            # redis-py can swallow a cancel that lands while it opens a connection; honour a
+            # pending one here so shutdown never waits on this loop.
+            if me is not None and me.cancelling():
+                raise asyncio.CancelledError
             await asyncio.sleep(self.settings.health_interval_s)
 
     async def start(self) -> None:
