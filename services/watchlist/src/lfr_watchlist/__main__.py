@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import cast
 
-from lfr.common.server import run_service
+from lfr.common.server import ServiceParts, run_service
 from lfr.common.settings import ServiceSettings
-
 from lfr_watchlist.server import make_parts
 from lfr_watchlist.settings import WatchlistSettings, load
 
 
 def main() -> None:
-    async def parts(settings: ServiceSettings):  # type: ignore[no-untyped-def]
+    async def parts(settings: ServiceSettings) -> ServiceParts:
         return await make_parts(cast(WatchlistSettings, settings))
 
     run_service("watchlist", load, parts)

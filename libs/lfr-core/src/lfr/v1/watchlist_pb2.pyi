@@ -74,6 +74,7 @@ class Watchlist(_message.Message):
     KEEP_ENROLMENT_IMAGES_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     ENTRY_COUNT_FIELD_NUMBER: _builtins.int
+    CREATED_BY_FIELD_NUMBER: _builtins.int
     watchlist_id: _builtins.str
     name: _builtins.str
     description: _builtins.str
@@ -81,6 +82,7 @@ class Watchlist(_message.Message):
     keep_enrolment_images: _builtins.bool
     """policy: keep the enrolment photo with the entry"""
     entry_count: _builtins.int
+    created_by: _builtins.str
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -93,10 +95,11 @@ class Watchlist(_message.Message):
         keep_enrolment_images: _builtins.bool = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         entry_count: _builtins.int = ...,
+        created_by: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["algorithm", b"algorithm", "created_at", b"created_at", "description", b"description", "entry_count", b"entry_count", "keep_enrolment_images", b"keep_enrolment_images", "name", b"name", "watchlist_id", b"watchlist_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["algorithm", b"algorithm", "created_at", b"created_at", "created_by", b"created_by", "description", b"description", "entry_count", b"entry_count", "keep_enrolment_images", b"keep_enrolment_images", "name", b"name", "watchlist_id", b"watchlist_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -111,12 +114,15 @@ class CreateWatchlistRequest(_message.Message):
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     ALGORITHM_FIELD_NUMBER: _builtins.int
     KEEP_ENROLMENT_IMAGES_FIELD_NUMBER: _builtins.int
+    CREATED_BY_FIELD_NUMBER: _builtins.int
     watchlist_id: _builtins.str
     """optional; generated when empty"""
     name: _builtins.str
     description: _builtins.str
     algorithm: Global___IndexAlgorithm.ValueType
     keep_enrolment_images: _builtins.bool
+    created_by: _builtins.str
+    """who asked for the watch list (the audit record's actor)"""
     def __init__(
         self,
         *,
@@ -125,10 +131,11 @@ class CreateWatchlistRequest(_message.Message):
         description: _builtins.str = ...,
         algorithm: Global___IndexAlgorithm.ValueType = ...,
         keep_enrolment_images: _builtins.bool = ...,
+        created_by: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["algorithm", b"algorithm", "description", b"description", "keep_enrolment_images", b"keep_enrolment_images", "name", b"name", "watchlist_id", b"watchlist_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["algorithm", b"algorithm", "created_by", b"created_by", "description", b"description", "keep_enrolment_images", b"keep_enrolment_images", "name", b"name", "watchlist_id", b"watchlist_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
