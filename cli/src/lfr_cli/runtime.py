@@ -70,7 +70,7 @@ SERVICE_LINKS: Final[Mapping[str, tuple[str, ...]]] = {
     "alert": ("REDIS_URL",),
     "watchlist": ("REDIS_URL", "TRITON_URL", "ALERT_ADDR"),
     "match": ("REDIS_URL", "WATCHLIST_ADDR", "ALERT_ADDR"),
-    "ingest": ("TRITON_URL", "MATCH_ADDR", "WATCHLIST_ADDR"),
+    "ingest": ("TRITON_URL", "MATCH_ADDR", "WATCHLIST_ADDR", "ALERT_ADDR"),
 }
 
 HOME_ENV: Final = "LFR_HOME"
