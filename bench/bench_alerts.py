@@ -29,8 +29,6 @@ import asyncio
 import contextlib
 import os
 import platform
-import statistics
-import subprocess
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -39,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
+from common import cpu_model, percentile
 from grpc import aio
 
 from lfr.v1 import alert_pb2, alert_pb2_grpc, common_pb2
@@ -47,13 +46,6 @@ from lfr_cli.testing import RedisInstance, ServiceInstance
 CROP = bytes(range(256)) * 40  # ~10 KB, the size of a face crop JPEG
 IN_FLIGHT = 16
 STREAM = "bench:raw"
-
-
-def pct(values: Sequence[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 @dataclass
@@ -249,17 +241,6 @@ def burst_size(n: int, args: argparse.Namespace) -> int:
     return max(100, int(args.burst_alerts / max(1, n) ** 0.5))
 
 
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor()
-    for line in out.splitlines():
-        if line.startswith("Model name:"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
-
-
 async def main(args: argparse.Namespace) -> None:
     with (
         tempfile.TemporaryDirectory(prefix="lfr-bench-alerts-") as tmp,
@@ -295,8 +276,8 @@ async def main(args: argparse.Namespace) -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for n, svc, raw in rows:
-        s50, s99 = pct(svc.deliveries_ms, 50), pct(svc.deliveries_ms, 99)
-        r50, r99 = pct(raw.deliveries_ms, 50), pct(raw.deliveries_ms, 99)
+        s50, s99 = percentile(svc.deliveries_ms, 50), percentile(svc.deliveries_ms, 99)
+        r50, r99 = percentile(raw.deliveries_ms, 50), percentile(raw.deliveries_ms, 99)
         print(
             f"| {n} | {s50:.2f} | {s99:.2f} | {r50:.2f} | {r99:.2f} | {s50 / r50:.1f}x "
             f"| {svc.alerts_per_s:.0f} | {raw.alerts_per_s:.0f} "
@@ -307,8 +288,8 @@ async def main(args: argparse.Namespace) -> None:
     print("|---|---|---|---|---|")
     for n, svc, raw in rows:
         print(
-            f"| {n} | {statistics.median(svc.ack_ms):.2f} | {pct(svc.ack_ms, 99):.2f} "
-            f"| {statistics.median(raw.ack_ms):.2f} | {pct(raw.ack_ms, 99):.2f} |"
+            f"| {n} | {percentile(svc.ack_ms, 50):.2f} | {percentile(svc.ack_ms, 99):.2f} "
+            f"| {percentile(raw.ack_ms, 50):.2f} | {percentile(raw.ack_ms, 99):.2f} |"
         )
 
 

@@ -31,9 +31,6 @@ import argparse
 import asyncio
 import json
 import math
-import os
-import platform
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -43,6 +40,7 @@ from typing import Any
 import cv2
 import face_recognition
 import numpy as np
+from common import machine
 
 from lfr.common.scores import DEFAULT_THRESHOLD, THRESHOLD_FLOOR
 from lfr_cli.synth.driver import DriveOptions, SynthDriver, encode_frame
@@ -65,22 +63,6 @@ class Load:
 
 
 LOADS = (Load("light", 1, 2.0), Load("overload", 4, 5.0))
-
-
-def machine() -> str:
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        model = next(
-            (
-                ln.split(":", 1)[1].strip()
-                for ln in lscpu.splitlines()
-                if ln.startswith("Model name")
-            ),
-            platform.processor(),
-        )
-    except OSError:
-        model = platform.processor()
-    return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def _say(message: str) -> None:

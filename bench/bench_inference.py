@@ -20,11 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
-import importlib.util
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,61 +29,22 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-import dlib
 import numpy as np
-import numpy.typing as npt
+from common import DLIB, InProcess, UInt8, cpu_seconds, machine, rgb
 
 from lfr.inference import TritonFaceAnalyzer
 from lfr_cli.sample_photos import GRACE_HOPPER
 
 RESOLUTIONS = {"480p": (854, 480), "720p": (1280, 720), "1080p": (1920, 1080)}
-UInt8 = npt.NDArray[np.uint8]
-
-
-class InProcess:
-    """What face_detect / face_embed do, done here with dlib directly (same weights, params)."""
-
-    def __init__(self, upsample: int = 1) -> None:
-        spec = importlib.util.find_spec("face_recognition_models")
-        assert spec is not None and spec.submodule_search_locations
-        weights = Path(next(iter(spec.submodule_search_locations))) / "models"
-        self.upsample = upsample
-        self.hog = dlib.get_frontal_face_detector()
-        self.sp = dlib.shape_predictor(str(weights / "shape_predictor_5_face_landmarks.dat"))
-        self.encoder = dlib.face_recognition_model_v1(
-            str(weights / "dlib_face_recognition_resnet_model_v1.dat")
-        )
-
-    def detect(self, frame: UInt8) -> list[UInt8]:
-        rects, _, _ = self.hog.run(frame, self.upsample, 0.0)
-        shapes = dlib.full_object_detections()
-        for rect in rects:
-            shapes.append(self.sp(frame, rect))
-        chips: list[UInt8] = list(dlib.get_face_chips(frame, shapes, size=150, padding=0.25))
-        for chip in chips:  # the quality signal face_detect computes
-            cv2.Laplacian(cv2.cvtColor(chip, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var()
-        return chips
-
-    def embed(self, chips: list[UInt8]) -> npt.NDArray[np.float32]:
-        vectors = np.asarray(self.encoder.compute_face_descriptor(chips), np.float64)
-        unit: npt.NDArray[np.float32] = (
-            vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-        ).astype(np.float32)
-        return unit
-
-    def analyze(self, frame: UInt8) -> npt.NDArray[np.float32]:
-        chips = self.detect(frame)
-        return self.embed(chips) if chips else np.zeros((0, 128), np.float32)
 
 
 def make_frame(size: tuple[int, int]) -> UInt8:
     """Grace Hopper's portrait at 60 % of the frame height on a grey background: one face."""
     width, height = size
-    bgr = cv2.imdecode(np.frombuffer(GRACE_HOPPER.read_bytes(), np.uint8), cv2.IMREAD_COLOR)
-    photo = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    portrait = rgb(GRACE_HOPPER.read_bytes())
     ph = int(height * 0.6)
-    pw = int(photo.shape[1] * ph / photo.shape[0])
-    photo = cv2.resize(photo, (pw, ph), interpolation=cv2.INTER_AREA)
+    pw = int(portrait.shape[1] * ph / portrait.shape[0])
+    photo = cv2.resize(portrait, (pw, ph), interpolation=cv2.INTER_AREA)
     frame = np.full((height, width, 3), 120, np.uint8)
     y, x = (height - ph) // 2, (width - pw) // 2
     frame[y : y + ph, x : x + pw] = photo
@@ -101,14 +58,7 @@ def group_cpu_s(pgid: int | None) -> float:
         return float("nan")
     from lfr_cli.process import group_pids
 
-    total = 0
-    for pid in group_pids(pgid):
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+    return cpu_seconds(group_pids(pgid))
 
 
 class Cpu:
@@ -143,29 +93,12 @@ async def paired(
     )
 
 
-def machine() -> str:
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        model = next(
-            (
-                ln.split(":", 1)[1].strip()
-                for ln in lscpu.splitlines()
-                if ln.startswith("Model name")
-            ),
-            platform.processor(),
-        )
-    except OSError:
-        model = platform.processor()
-    python = platform.python_version()
-    return f"{model}, {os.cpu_count()} cores, Python {python}, dlib {dlib.__version__}"
-
-
 async def bench(url: str, repeat: int, only: str | None = None) -> None:
     local = InProcess()
     client = TritonFaceAnalyzer(url, timeout_s=120.0)
     try:
         assert await client.ready(), f"Triton at {url} is not ready"
-        print(f"Machine: {machine()}\n")
+        print(f"Machine: {machine(DLIB)}\n")
 
         if only != "embed":
             await bench_detect(client, local, repeat)

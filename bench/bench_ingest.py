@@ -27,11 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
-import importlib.util
 import os
-import platform
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,9 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
-import dlib
 import numpy as np
-import numpy.typing as npt
+from common import DLIB, InProcess, cpu_seconds, machine, percentile, process_tree, rgb
 from grpc import aio
 
 from lfr.common.logging import configure_logging
@@ -55,24 +50,17 @@ from lfr_ingest.server import IngestDeps, build_server
 from lfr_ingest.settings import IngestSettings
 
 RESOLUTIONS = {"480p": (854, 480), "720p": (1280, 720), "1080p": (1920, 1080)}
-UInt8 = npt.NDArray[np.uint8]
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 # --- frames ------------------------------------------------------------------------------------
-
-
-def _rgb(data: bytes) -> UInt8:
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    return np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), np.uint8)
 
 
 def scene_frames(size: tuple[int, int], n: int, seed: int) -> list[bytes]:
     """``n`` JPEG frames: Hopper walks right, the astronaut walks left; faces ~18 % of height."""
     w, h = size
     k = h / 480
-    hop = cv2.resize(_rgb(GRACE_HOPPER.read_bytes()), None, fx=0.45 * k, fy=0.45 * k)
-    astro = cv2.resize(_rgb(ASTRONAUT.read_bytes())[0:250, 80:360], None, fx=0.9 * k, fy=0.9 * k)
+    hop = cv2.resize(rgb(GRACE_HOPPER.read_bytes()), None, fx=0.45 * k, fy=0.45 * k)
+    astro = cv2.resize(rgb(ASTRONAUT.read_bytes())[0:250, 80:360], None, fx=0.9 * k, fy=0.9 * k)
     y, x = np.mgrid[0:h, 0:w]
     base = 60 + 40 * np.sin((x + seed * 13) / (37.0 * k)) + 30 * np.cos(y / (23.0 * k))
     backdrop = np.dstack([base, base * 0.9, base * 0.8]).astype(np.uint8)
@@ -92,39 +80,6 @@ def scene_frames(size: tuple[int, int], n: int, seed: int) -> list[bytes]:
         assert ok
         frames.append(bytes(buf))
     return frames
-
-
-# --- CPU accounting ----------------------------------------------------------------------------
-
-
-def _tree(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            children.setdefault(int(fields[1]), []).append(int(entry))
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo.extend(children.get(pid, []))
-    return out
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """utime + stime of these processes and all their descendants."""
-    total = 0
-    for root in pids:
-        for pid in _tree(root):
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            total += int(fields[11]) + int(fields[12])
-    return total / TICKS
 
 
 # --- ingest under test -------------------------------------------------------------------------
@@ -158,11 +113,17 @@ class Result:
     own_cpu_per_frame: float = 0.0
 
 
+def tree_cpu_s(roots: list[int]) -> float:
+    """CPU seconds of these processes and all their descendants. Each process counts once: a
+    Triton started here is this process's child as well as a root of its own."""
+    return cpu_seconds(pid for root in roots for pid in process_tree(root))
+
+
 async def through_ingest(
     stub: ingest_pb2_grpc.IngestServiceAsyncStub,
     cameras: list[list[bytes]],
     tag: str,
-    pids: list[int],
+    roots: list[int],
 ) -> Result:
     latencies: list[float] = []
 
@@ -185,47 +146,15 @@ async def through_ingest(
 
     # Warm-up: one frame per camera (connections, Triton instances).
     await asyncio.gather(*(camera(i, f[:1], False) for i, f in enumerate(cameras)))
-    cpu0, own0, start = cpu_seconds(pids), time.process_time(), time.perf_counter()
+    cpu0, own0, start = tree_cpu_s(roots), time.process_time(), time.perf_counter()
     await asyncio.gather(*(camera(i, f[1:], True) for i, f in enumerate(cameras)))
-    wall, cpu = time.perf_counter() - start, cpu_seconds(pids) - cpu0
+    wall, cpu = time.perf_counter() - start, tree_cpu_s(roots) - cpu0
     own = time.process_time() - own0
     n = sum(len(f) - 1 for f in cameras)
-    return Result(n / wall, cpu / n, statistics.median(latencies), _p95(latencies), own / n)
-
-
-def _p95(values: list[float]) -> float:
-    return float(np.percentile(values, 95))
+    return Result(n / wall, cpu / n, percentile(latencies, 50), percentile(latencies, 95), own / n)
 
 
 # --- baseline ----------------------------------------------------------------------------------
-
-
-class InProcess:
-    """What face_analyze does, with dlib in this process (same weights and parameters)."""
-
-    def __init__(self, upsample: int = 1) -> None:
-        spec = importlib.util.find_spec("face_recognition_models")
-        assert spec is not None and spec.submodule_search_locations
-        weights = Path(next(iter(spec.submodule_search_locations))) / "models"
-        self.upsample = upsample
-        self.hog = dlib.get_frontal_face_detector()
-        self.sp = dlib.shape_predictor(str(weights / "shape_predictor_5_face_landmarks.dat"))
-        self.encoder = dlib.face_recognition_model_v1(
-            str(weights / "dlib_face_recognition_resnet_model_v1.dat")
-        )
-
-    def analyze(self, jpeg: bytes) -> int:
-        frame = _rgb(jpeg)
-        rects, _, _ = self.hog.run(frame, self.upsample, 0.0)
-        shapes = dlib.full_object_detections()
-        for rect in rects:
-            shapes.append(self.sp(frame, rect))
-        chips = list(dlib.get_face_chips(frame, shapes, size=150, padding=0.25))
-        for chip in chips:
-            cv2.Laplacian(cv2.cvtColor(chip, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var()
-        if chips:
-            self.encoder.compute_face_descriptor(chips)
-        return len(chips)
 
 
 def in_process(local: InProcess, cameras: list[list[bytes]]) -> Result:
@@ -234,37 +163,19 @@ def in_process(local: InProcess, cameras: list[list[bytes]]) -> Result:
     def camera(frames: list[bytes]) -> None:
         for data in frames:
             t = time.perf_counter()
-            local.analyze(data)
+            local.analyze(rgb(data))
             latencies.append((time.perf_counter() - t) * 1000)
 
-    local.analyze(cameras[0][0])  # warm-up
+    local.analyze(rgb(cameras[0][0]))  # warm-up
     cpu0, start = time.process_time(), time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(len(cameras)) as pool:
         list(pool.map(camera, [f[1:] for f in cameras]))
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
     n = sum(len(f) - 1 for f in cameras)
-    return Result(n / wall, cpu / n, statistics.median(latencies), _p95(latencies))
+    return Result(n / wall, cpu / n, percentile(latencies, 50), percentile(latencies, 95))
 
 
 # --- the run -----------------------------------------------------------------------------------
-
-
-def machine() -> str:
-    model = platform.processor()
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        model = next(
-            (
-                ln.split(":", 1)[1].strip()
-                for ln in lscpu.splitlines()
-                if ln.startswith("Model name")
-            ),
-            model,
-        )
-    except OSError:
-        pass
-    python = platform.python_version()
-    return f"{model}, {os.cpu_count()} cores, Python {python}, dlib {dlib.__version__}"
 
 
 async def bench(url: str, triton_pid: int | None, frames: int, camera_counts: list[int]) -> None:
@@ -285,9 +196,9 @@ async def bench(url: str, triton_pid: int | None, frames: int, camera_counts: li
     )
     server = await build_server(settings, deps)
     await server.start()
-    pids = [os.getpid(), *([triton_pid] if triton_pid else [])]
+    roots = [os.getpid(), *([triton_pid] if triton_pid else [])]
     local = InProcess()
-    print(f"Machine: {machine()}")
+    print(f"Machine: {machine(DLIB)}")
     print(f"Frames per camera: {frames} timed (+1 warm-up), two faces each, JPEG q90\n")
     print(
         "| frame | cameras | ingest+Triton frames/s | per core | CPU s/frame | p50 ms | p95 ms "
@@ -301,7 +212,7 @@ async def bench(url: str, triton_pid: int | None, frames: int, camera_counts: li
             for name, size in RESOLUTIONS.items():
                 for count in camera_counts:
                     cams = [scene_frames(size, frames + 1, seed=c) for c in range(count)]
-                    served = await through_ingest(stub, cams, f"{name}-{count}", pids)
+                    served = await through_ingest(stub, cams, f"{name}-{count}", roots)
                     base = await asyncio.to_thread(in_process, local, cams)
                     cells = [f"{name} {size[0]}x{size[1]}", str(count)]
                     for r in (served, base):

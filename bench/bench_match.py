@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import platform
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,7 @@ import numpy as np
 import numpy.typing as npt
 import redis
 import redis.asyncio as aioredis
+from common import cpu_model, percentile
 
 from lfr.common import schema
 from lfr_cli.process import free_port
@@ -102,11 +102,6 @@ def enrol(client: redis.Redis, vectors: F32, start: int) -> float:
             pipe.execute()
     pipe.execute()
     return time.perf_counter() - began
-
-
-def percentiles(ms: list[float]) -> tuple[float, float]:
-    p50, p99 = np.percentile(np.asarray(ms), [50, 99])
-    return float(p50), float(p99)
 
 
 Query = Callable[[F32], Awaitable[str]]
@@ -223,11 +218,11 @@ async def run(url: str, sizes: list[int], queries: int, ef: int, passes: int) ->
                 if label not in best or np.median(ms) < np.median(best[label][0]):
                     best[label] = (ms, max(rate, best.get(label, ([], 0.0))[1]))
         np_ms, np_batched = best["numpy"]
-        np_p50, np_p99 = percentiles(np_ms)
+        np_p50, np_p99 = percentile(np_ms, 50), percentile(np_ms, 99)
         for label in methods:
             ms, rate = best[label]
             top_random, top_near = found[label]
-            p50, p99 = percentiles(ms)
+            p50, p99 = percentile(ms, 50), percentile(ms, 99)
             rows.append(
                 f"| {size:,} | {label} | {p50:.3f} | {p99:.3f} | "
                 f"{1000 / float(np.mean(ms)):,.0f} | {rate:,.0f} | "
@@ -246,7 +241,7 @@ async def run(url: str, sizes: list[int], queries: int, ef: int, passes: int) ->
     client.close()
 
     print(
-        f"\nMachine: {_cpu()}, {queries} queries per cell, best of {passes} passes, k = {K}, "
+        f"\nMachine: {cpu_model()}, {queries} queries per cell, best of {passes} passes, k = {K}, "
         "dim 128, cosine.\n"
     )
     print(
@@ -256,16 +251,6 @@ async def run(url: str, sizes: list[int], queries: int, ef: int, passes: int) ->
     print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         print(row)
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

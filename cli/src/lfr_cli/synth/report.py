@@ -32,7 +32,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from lfr_cli.synth.record import AlertLog, RunRecord
+from lfr_cli.synth.record import STAT_FIELDS, AlertLog, RunRecord
 from lfr_cli.synth.truth import Association, GroundTruth
 
 __all__ = [
@@ -268,18 +268,7 @@ def compute_report(
             "count": int(sum(c.get("count", 0) for c in cams)),
             **{k: max(c.get(k, 0.0) for c in cams) for k in ("p50", "p95", "p99", "max")},
         }
-    stats_total = {
-        key: sum(s.get(key, 0) for s in record.stats.values())
-        for key in (
-            "frames_in",
-            "frames_processed",
-            "frames_skipped_sampling",
-            "frames_dropped_backpressure",
-            "frames_dropped_no_deployment",
-            "frames_rejected",
-            "frames_failed",
-        )
-    }
+    stats_total = {key: sum(s.get(key, 0) for s in record.stats.values()) for key in STAT_FIELDS}
     frames_processed = stats_total["frames_processed"] or sum(
         1 for f in record.frames if f.status == "PROCESSED"
     )
