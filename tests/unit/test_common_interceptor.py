@@ -134,3 +134,32 @@ async def test_port_in_use_is_a_clear_error() -> None:
         port = sock.getsockname()[1]
         with pytest.raises(errors.ConfigError, match=f"127.0.0.1:{port}.*in use"):
             build_server(ServiceSettings(port=port), ServiceParts([], lambda s: None))
+
+
+async def test_stop_returns_even_when_a_probe_swallows_the_cancel() -> None:
+    """A dependency client that eats CancelledError (as redis-py can while connecting) must not
+    make graceful shutdown wait forever."""
+    import asyncio
+    import contextlib
+
+    probing = asyncio.Event()
+
+    async def swallowing_probe() -> bool:
+        probing.set()
+        with contextlib.suppress(asyncio.CancelledError):  # lost, as in the client library bug
+            await asyncio.sleep(0.5)
+        return True
+
+    settings = ServiceSettings(port=0, health_interval_s=1.0)
+    running = build_server(
+        settings,
+        ServiceParts(["lfr.v1.MatchService"], lambda s: None, dependencies={"x": swallowing_probe}),
+    )
+    await running.start()
+    await probing.wait()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(3):
+            await running.stop(0)
+    assert loop.time() - started < 2.5, "stop() waited on a health loop that lost its cancel"

@@ -14,6 +14,7 @@ import contextlib
 
 from lfr.common.audit import AuditSink
 from lfr.common.logging import get_logger
+from lfr_watchlist.model import raise_if_cancelled
 from lfr_watchlist.store import Store
 
 log = get_logger("lfr.watchlist.audit")
@@ -55,6 +56,7 @@ class AuditForwarder:
     async def run(self) -> None:
         """Background task: forward as events arrive, retrying while the sink is down."""
         while True:
+            raise_if_cancelled()
             self._wake.clear()
             try:
                 await self.flush()
@@ -67,7 +69,7 @@ class AuditForwarder:
                 await asyncio.sleep(self._retry_interval_s)
                 continue
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
-            # arrives as the event is set, and the server's shutdown would wait for ever.
+            # arrives as the event is set.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._retry_interval_s):
                     await self._wake.wait()

@@ -25,6 +25,7 @@ from lfr_watchlist.model import (
     DeploymentRecord,
     audit_event,
     new_id,
+    raise_if_cancelled,
     snapshot_of,
 )
 from lfr_watchlist.requests import DeploymentRequest
@@ -237,6 +238,7 @@ class DeploymentManager:
     async def run_scheduler(self) -> None:
         """Background task: end deployments at their end time."""
         while True:
+            raise_if_cancelled()
             try:
                 await self.end_overdue()
             except asyncio.CancelledError:

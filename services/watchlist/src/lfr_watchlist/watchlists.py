@@ -20,6 +20,7 @@ from lfr_watchlist.model import (
     WatchlistRecord,
     audit_event,
     new_id,
+    raise_if_cancelled,
 )
 from lfr_watchlist.settings import WatchlistSettings
 from lfr_watchlist.store import Store
@@ -245,6 +246,7 @@ class WatchlistManager:
     async def run_purge(self) -> None:
         """Background task: purge every ``purge_interval_s``, whatever goes wrong."""
         while True:
+            raise_if_cancelled()
             try:
                 await self.purge_expired()
             except asyncio.CancelledError:

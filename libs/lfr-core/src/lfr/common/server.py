@@ -73,7 +73,10 @@ class RunningServer:
         healthy = True
         for name, probe in self.parts.dependencies.items():
             try:
-                ok = bool(await asyncio.wait_for(probe(), timeout=self.settings.health_interval_s))
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can lose a cancel that
+                # arrives as the probe finishes, and shutdown would then wait forever.
+                async with asyncio.timeout(self.settings.health_interval_s):
+                    ok = bool(await probe())
             except Exception:  # a probe that fails for any reason means "not reachable"
                 ok = False
             if self.dependency_status.get(name) != ok:
@@ -91,9 +94,11 @@ class RunningServer:
     async def _watch_dependencies(self) -> None:
         me = asyncio.current_task()
         while True:
-            await self.check_dependencies()
             # redis-py can swallow a cancel that lands while it opens a connection; honour a
-            # pending one here so shutdown never waits on this loop.
+            # pending one on every turn so shutdown never waits on this loop.
+            if me is not None and me.cancelling():
+                raise asyncio.CancelledError
+            await self.check_dependencies()
             if me is not None and me.cancelling():
                 raise asyncio.CancelledError
             await asyncio.sleep(self.settings.health_interval_s)
