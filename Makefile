@@ -10,9 +10,15 @@ BIN := $(VENV)/bin
 
 .PHONY: system-deps install proto proto-check lint test test-fast demo up down status bench clean
 
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Debian's python3 lacks venv until python3-venv is installed; add it when missing.
 $(UV):
 	@echo "==> bootstrapping uv into $(TOOLS)/"
-	$(PYTHON) -m venv $(TOOLS)
+	@$(PYTHON) -m venv $(TOOLS) 2>/dev/null || { \
+	  rm -rf $(TOOLS); echo "==> installing python3-venv (Debian)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq python3-venv >/dev/null && \
+	  $(PYTHON) -m venv $(TOOLS); }
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==0.13.8
 
 # Debian packages for the RTSP source test: GStreamer's RTSP server, driven by the system Python.
@@ -21,8 +27,7 @@ system-deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "==> installing Debian packages: $$missing"; \
-	  sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
 install: $(UV)
