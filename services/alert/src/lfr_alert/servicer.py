@@ -99,9 +99,10 @@ class AlertServicer(alert_pb2_grpc.AlertServiceServicer):
         _check_score(event.score, "score")
         _check_score(event.threshold, "threshold")
         if event.score < event.threshold:
+            # No scores in the message: it reaches the RPC log line, and a non-match's score
+            # is data of a face that did not match (DESIGN §1.2).
             raise InvalidArgument(
-                f"score {event.score:.4f} is below the threshold {event.threshold:.4f}: "
-                "not a match, so not an alert",
+                "score is below the threshold: not a match, so not an alert",
                 reason="NOT_A_MATCH",
             )
         if len(event.crop_jpeg) > self._settings.max_crop_bytes:
