@@ -26,7 +26,6 @@ import asyncio
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,15 +36,17 @@ from typing import Any
 
 import cv2
 import numpy as np
+from common import cpu_model
 from grpc import aio
 
+from lfr.common.schema import index_name
 from lfr.common.timeutil import now, to_timestamp
 from lfr.inference import TritonFaceAnalyzer
 from lfr.v1 import common_pb2, watchlist_pb2, watchlist_pb2_grpc
 from lfr_cli.sample_photos import photo_bytes
 from lfr_cli.testing import RedisInstance, TritonInstance
 from lfr_watchlist.model import AuditEvent, EntryRecord, Governance, WatchlistRecord
-from lfr_watchlist.redis_store import RedisStore
+from lfr_watchlist.redis_store import OUTBOX_KEY, RedisStore
 from lfr_watchlist.server import Deps, build_server
 from lfr_watchlist.settings import WatchlistSettings
 from lfr_watchlist.testing import RecordingAuditSink
@@ -174,7 +175,7 @@ async def memory(redis_url: str, client: Any, sizes: Sequence[int]) -> list[str]
             await store.create_watchlist(
                 WatchlistRecord(wl, wl, "", algorithm, False, now(), "bench"), event
             )
-            client.delete("lfr:watchlist:audit-outbox")
+            client.delete(OUTBOX_KEY)
             base_mem = int(client.info("memory")["used_memory"])
             base_keys = int(client.dbsize())
             expires = now() + timedelta(days=1)
@@ -199,9 +200,9 @@ async def memory(redis_url: str, client: Any, sizes: Sequence[int]) -> list[str]
                 )
                 await store.add_entry(entry, [vectors[i]], [], event)
             write_s = time.perf_counter() - start
-            client.delete("lfr:watchlist:audit-outbox")  # audit events are not the entry's cost
+            client.delete(OUTBOX_KEY)  # audit events are not the entry's cost
             used = int(client.info("memory")["used_memory"]) - base_mem
-            info = client.ft(f"lfr:idx:wl:{wl}").info()
+            info = client.ft(index_name(wl)).info()
             index_bytes = float(info["vector_index_sz_mb"]) * 1024 * 1024
             keys_per_entry = (int(client.dbsize()) - base_keys) / size
             rows.append(
@@ -221,12 +222,8 @@ def main() -> None:
 
     use_lfw = args.photos == "lfw" or (args.photos == "auto" and LFW.is_dir())
     images = lfw_photos(args.images * 2) if use_lfw else sample_views()
-    cpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    names = [line.split(":", 1)[1].strip() for line in cpu.splitlines() if "Model name" in line]
     cores = len(os.sched_getaffinity(0))
-    print(
-        f"machine: {names[0] if names else '?'}, {cores} cores, Python {platform.python_version()}"
-    )
+    print(f"machine: {cpu_model()}, {cores} cores, Python {platform.python_version()}")
     with tempfile.TemporaryDirectory() as tmp:
         redis_server = RedisInstance(Path(tmp) / "redis").start()
         triton = TritonInstance(Path(tmp) / "triton").start()

@@ -14,7 +14,7 @@ from lfr.common.scores import THRESHOLD_FLOOR
 from lfr.v1 import common_pb2
 from lfr_watchlist.model import ACTIVE, CREATED, ENDED, Governance, snapshot_of
 from lfr_watchlist.requests import DeploymentRequest
-from lfr_watchlist.testing import PORTRAIT, Harness, harness
+from lfr_watchlist.testing import PORTRAIT, Harness, eventually, harness
 
 
 async def setup_watchlist(h: Harness, entries: int = 2) -> list[str]:
@@ -244,10 +244,7 @@ async def test_scheduler_ends_deployments_at_their_end_time() -> None:
         await asyncio.sleep(0.05)
         assert h.store.deployments["dep-1"].state == ACTIVE
         h.clock.advance(minutes=1)
-        for _ in range(50):
-            await asyncio.sleep(0.02)
-            if h.store.deployments["dep-1"].state == ENDED:
-                break
+        await eventually(lambda: h.store.deployments["dep-1"].state == ENDED)
         assert h.store.deployments["dep-1"].state == ENDED
         assert h.store.cameras == {}
     finally:

@@ -21,6 +21,7 @@ from lfr_watchlist.testing import (
     PORTRAIT,
     SMALL_FACE,
     Harness,
+    eventually,
     fake_face,
     harness,
     unit_vector,
@@ -226,10 +227,7 @@ async def test_background_purge_runs_every_interval() -> None:
         await asyncio.sleep(0.1)
         assert entry.entry_id in h.store.entries[wl]
         h.clock.advance(days=2)
-        for _ in range(50):
-            await asyncio.sleep(0.02)
-            if not h.store.entries[wl]:
-                break
+        await eventually(lambda: not h.store.entries[wl])
         assert h.store.entries[wl] == {}
     finally:
         task.cancel()
@@ -246,10 +244,7 @@ async def test_background_purge_survives_a_store_outage() -> None:
         assert not task.done()
         h.store.up = True
         h.clock.advance(days=2)
-        for _ in range(50):
-            await asyncio.sleep(0.02)
-            if not h.store.entries[wl]:
-                break
+        await eventually(lambda: not h.store.entries[wl])
         assert h.store.entries[wl] == {}
     finally:
         task.cancel()
@@ -283,10 +278,7 @@ async def test_forwarder_task_delivers_after_the_sink_comes_back() -> None:
         await asyncio.sleep(0.06)
         assert h.sink.records == []
         h.sink.fail = False
-        for _ in range(50):
-            await asyncio.sleep(0.02)
-            if h.sink.records:
-                break
+        await eventually(lambda: bool(h.sink.records))
         assert h.sink.actions() == [audit.WATCHLIST_CREATED]
         stamped = h.sink.records[0][2]["at"]
         assert datetime.fromisoformat(stamped) == h.clock()

@@ -59,7 +59,7 @@ class Ingest:
 
     # --- cameras --------------------------------------------------------------------------------
 
-    def camera(self, camera_id: str, *, target_fps: float | None = None) -> CameraPipeline:
+    def camera(self, camera_id: str) -> CameraPipeline:
         """The camera's pipeline, created on first use (at most ``max_cameras``)."""
         pipeline = self.cameras.get(camera_id)
         if pipeline is None:
@@ -68,8 +68,7 @@ class Ingest:
                     f"ingest already serves {len(self.cameras)} cameras (max_cameras)",
                     reason="TOO_MANY_CAMERAS",
                 )
-            fps = self.settings.target_fps if target_fps is None else target_fps
-            pipeline = CameraPipeline(camera_id, self.deps, target_fps=fps)
+            pipeline = CameraPipeline(camera_id, self.deps, target_fps=self.settings.target_fps)
 
             async def still_covered() -> bool:
                 try:

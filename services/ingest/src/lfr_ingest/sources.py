@@ -287,8 +287,8 @@ class SourceManager:
                 f"ingest already pulls {len(self.sources)} sources (max_sources)",
                 reason="TOO_MANY_SOURCES",
             )
-        pipeline = self.ingest.camera(spec.camera_id, target_fps=spec.target_fps)
-        pipeline.sampler = Sampler(spec.target_fps)
+        pipeline = self.ingest.camera(spec.camera_id)
+        pipeline.sampler = Sampler(spec.target_fps)  # the source's rate, new or known camera
         pipeline.pulled = True
         runner = SourceRunner(
             spec, ingest=self.ingest, pipeline=pipeline, opener=self.opener, settings=self.settings

@@ -7,9 +7,10 @@ what it was given.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -295,6 +296,15 @@ class InMemoryStore:
         self._check()
         gone = set(outbox_ids)
         self.outbox = [(i, e) for i, e in self.outbox if i not in gone]
+
+
+async def eventually(check: Callable[[], bool], within_s: float = 1.0) -> None:
+    """Let background tasks run until ``check()`` holds or ``within_s`` passes; the caller
+    asserts afterwards (so a failure shows what was found)."""
+    for _ in range(max(1, round(within_s / 0.02))):
+        await asyncio.sleep(0.02)
+        if check():
+            return
 
 
 class FakeClock:
