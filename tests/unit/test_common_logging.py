@@ -30,3 +30,20 @@ def test_face_shaped_values_never_reach_the_output(capsys: pytest.CaptureFixture
         assert record[key] == REDACTED
     assert f"{float(embedding[0]):.4f}"[:6] not in line
     structlog.reset_defaults()
+
+
+def test_nested_and_numpy_scalar_face_data_is_redacted(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("test", fmt="json")
+    embedding = np.random.default_rng(2).random(128, dtype=np.float32)
+    get_logger("t").info(
+        "probe",
+        scalars=list(embedding),  # numpy float32 scalars, not Python floats
+        nested={"probe": {"crop": b"\xff\xd8"}},
+        in_list=[embedding],
+        names=["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"],
+    )
+    record = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    for key in ("scalars", "nested", "in_list"):
+        assert record[key] == REDACTED
+    assert record["names"] == list("abcdefghij")
+    structlog.reset_defaults()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from functools import partial
@@ -393,6 +394,19 @@ async def test_pull_run_writes_videos_and_waits_for_the_sources(
     assert record.frames == [] and len(record.alerts) == 4
     report = compute_report(harness.truth, record)
     assert (report.passes_identified, report.false_alerts) == (3, 1)
+
+
+async def test_pull_run_without_a_video_dir_leaves_no_videos_behind(
+    harness: Harness,
+    suite: tuple[Endpoints, FakeWatchlist, FakeAlerts, FakeIngest],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    endpoints, _w, _a, _i = suite
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    record = await _driver(harness, endpoints, DriveOptions(mode="pull", settle_s=1.0), []).run()
+    assert record.sources["fake-cam-1"]["frames_read"] == harness.scenario.frames_per_camera
+    assert await asyncio.to_thread(lambda: list(tmp_path.iterdir())) == []
 
 
 async def test_no_one_enrolled_stops_the_run_early(

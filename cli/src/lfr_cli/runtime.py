@@ -145,7 +145,8 @@ class RuntimeConfig:
     host: str = "127.0.0.1"
     with_services: bool = True
     appendfsync: AppendFsync = "always"
-    slowlog_log_slower_than: int | None = None
+    #: Off (-1) as in :class:`RedisOptions`: SLOWLOG keeps a KNN query's probe vector.
+    slowlog_log_slower_than: int | None = -1
     #: None: ``triton_server.default_model_repository()`` ($LFR_MODEL_REPOSITORY or models/).
     model_repository: Path | None = None
     log_format: str = "json"

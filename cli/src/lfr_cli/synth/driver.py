@@ -571,8 +571,15 @@ class SynthDriver:
     # -- ingest: pull ------------------------------------------------------------------------
 
     async def _pull_all(self) -> None:
+        if self.options.video_dir is not None:
+            await self._pull_from(self.options.video_dir)
+            return
+        # Nobody asked to keep the videos (rendered faces): they live only as long as the pull.
+        with tempfile.TemporaryDirectory(prefix="lfr-synth-videos-") as tmp:
+            await self._pull_from(Path(tmp))
+
+    async def _pull_from(self, video_dir: Path) -> None:
         opts = self.options
-        video_dir = opts.video_dir or Path(tempfile.mkdtemp(prefix="lfr-synth-videos-"))
         self.events.progress(f"writing videos to {video_dir}")
         paths = await asyncio.to_thread(write_videos, self.renderer, video_dir)
         uris = {cam: str(path.absolute()) for cam, path in paths.items()}

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from lfr_cli.process import free_port
 from lfr_cli.runtime import Ports, Runtime, RuntimeConfig
 from lfr_cli.synth.driver import Endpoints
+from lfr_cli.testing import free_ports
 
 __all__ = ["Suite", "embedded_suite", "running_suite", "terminate_as_interrupt"]
 
@@ -45,18 +45,6 @@ def running_suite(environ: Mapping[str, str] | None = None, host: str = "127.0.0
     return Suite(_endpoints(ports, host), f"{host}:{ports.triton_grpc}")
 
 
-def _free_ports() -> Ports:
-    taken: set[int] = set()
-    values = {}
-    for name in Ports.names():
-        port = free_port()
-        while port in taken:
-            port = free_port()
-        taken.add(port)
-        values[name] = port
-    return Ports(**values)
-
-
 @contextlib.contextmanager
 def embedded_suite(
     progress: Callable[[str], None],
@@ -71,7 +59,7 @@ def embedded_suite(
     ``keep_home`` or the run failed (then its path is reported)."""
     own_home = home is None
     home = Path(tempfile.mkdtemp(prefix="lfr-suite-")) if home is None else home
-    config = RuntimeConfig.from_env(os.environ, home=home, ports=_free_ports())
+    config = RuntimeConfig.from_env(os.environ, home=home, ports=free_ports())
     runtime = Runtime(config)
     env = {
         # Ingest writes its faces-seen counts to the audit log through the alert service; the

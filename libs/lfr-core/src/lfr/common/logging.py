@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence, Set
+from numbers import Real
 from typing import Any
 
 import structlog
@@ -28,8 +29,13 @@ def _looks_like_face_data(value: object) -> bool:
         and getattr(value, "size", 0) > 1
     ):
         return True
-    if isinstance(value, Sequence) and not isinstance(value, str):
-        return len(value) > _MAX_NUMERIC_SEQUENCE and all(isinstance(v, int | float) for v in value)
+    if isinstance(value, Mapping):
+        return any(_looks_like_face_data(v) for v in value.values())
+    if isinstance(value, Sequence | Set) and not isinstance(value, str):
+        # numbers.Real, not float: numpy's float32 scalars (from ``list(embedding)``) count too.
+        if len(value) > _MAX_NUMERIC_SEQUENCE and all(isinstance(v, Real) for v in value):
+            return True
+        return any(_looks_like_face_data(v) for v in value)  # nested: [embedding], {"v": crop}
     return False
 
 
