@@ -47,3 +47,22 @@ def test_nested_and_numpy_scalar_face_data_is_redacted(capsys: pytest.CaptureFix
         assert record[key] == REDACTED
     assert record["names"] == list("abcdefghij")
     structlog.reset_defaults()
+
+
+def test_a_logged_exception_keeps_its_place_but_not_its_message(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging("test", fmt="json")
+    handled = b"\xff\xd8 crop bytes of a stranger"
+    try:
+        try:
+            raise KeyError(handled)
+        except KeyError as exc:
+            get_logger("t").error("rpc", error_type=type(exc).__name__, exc_info=exc)
+        line = capsys.readouterr().err.strip().splitlines()[-1]
+    finally:
+        structlog.reset_defaults()
+    record = json.loads(line)
+    assert "KeyError" in record["exception"]
+    assert "test_common_logging.py" in record["exception"]
+    assert "stranger" not in line

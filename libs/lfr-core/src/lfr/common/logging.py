@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import traceback
 from collections.abc import Mapping, MutableMapping, Sequence, Set
 from numbers import Real
 from typing import Any
@@ -49,6 +50,25 @@ def redact_face_data(
     return event_dict
 
 
+def format_exception_without_message(
+    _logger: object, _method: str, event_dict: MutableMapping[str, Any]
+) -> Mapping[str, Any]:
+    """structlog processor replacing ``format_exc_info``: the exception's type and where it was
+    raised, never its message or values, which may hold whatever the failing code was handling
+    (a crop, an embedding)."""
+    exc_info = event_dict.pop("exc_info", None)
+    if exc_info is None or exc_info is False:
+        return event_dict
+    if exc_info is True:
+        exc_info = sys.exc_info()[1]
+    if isinstance(exc_info, tuple):
+        exc_info = exc_info[1]
+    if isinstance(exc_info, BaseException):
+        frames = "".join(traceback.format_tb(exc_info.__traceback__))
+        event_dict["exception"] = f"{frames}{type(exc_info).__qualname__} (message withheld)"
+    return event_dict
+
+
 def configure_logging(service: str, *, level: str = "info", fmt: str = "auto") -> None:
     """Configure structlog for a service process (call once, at start-up)."""
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
@@ -63,7 +83,7 @@ def configure_logging(service: str, *, level: str = "info", fmt: str = "auto") -
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             redact_face_data,
-            structlog.processors.format_exc_info,
+            format_exception_without_message,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(
