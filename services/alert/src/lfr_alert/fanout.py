@@ -19,20 +19,12 @@ from collections import deque
 
 from lfr.common.errors import LfrError, ResourceExhausted, Unavailable
 from lfr.common.logging import get_logger
+from lfr.common.tasks import raise_if_cancelling
 from lfr.v1 import alert_pb2
 from lfr_alert.alerts import matches
 from lfr_alert.store import AlertStore, Batch
 
 log = get_logger("lfr.alert.fanout")
-
-
-def raise_if_cancelling() -> None:
-    """Stop if this task was asked to. On Python 3.11 a cancel can be swallowed inside a
-    library call (``asyncio.wait_for`` completing at the same moment, as in redis-py's connect),
-    so a loop that must end on cancel checks for it after each such call."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 class Overflowed(Exception):

@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 
 from lfr.common.audit import ALERT_DELETED
 from lfr.common.logging import get_logger
+from lfr.common.tasks import raise_if_cancelling
 from lfr_alert.audit_log import new_record_id
-from lfr_alert.fanout import raise_if_cancelling
 from lfr_alert.store import AlertStore, AuditEntry
 
 log = get_logger("lfr.alert.retention")

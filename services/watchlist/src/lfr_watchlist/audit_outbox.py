@@ -14,7 +14,7 @@ import contextlib
 
 from lfr.common.audit import AuditSink
 from lfr.common.logging import get_logger
-from lfr_watchlist.model import raise_if_cancelled
+from lfr.common.tasks import raise_if_cancelling
 from lfr_watchlist.store import Store
 
 log = get_logger("lfr.watchlist.audit")
@@ -56,7 +56,7 @@ class AuditForwarder:
     async def run(self) -> None:
         """Background task: forward as events arrive, retrying while the sink is down."""
         while True:
-            raise_if_cancelled()
+            raise_if_cancelling()
             self._wake.clear()
             try:
                 await self.flush()

@@ -17,6 +17,7 @@ from lfr.common import audit
 from lfr.common.errors import AlreadyExists, FailedPrecondition, NotFound, Unavailable
 from lfr.common.logging import get_logger
 from lfr.common.schema import index_name
+from lfr.common.tasks import raise_if_cancelling
 from lfr_watchlist.model import (
     ACTIVE,
     CREATED,
@@ -25,7 +26,6 @@ from lfr_watchlist.model import (
     DeploymentRecord,
     audit_event,
     new_id,
-    raise_if_cancelled,
     snapshot_of,
 )
 from lfr_watchlist.requests import DeploymentRequest
@@ -238,7 +238,7 @@ class DeploymentManager:
     async def run_scheduler(self) -> None:
         """Background task: end deployments at their end time."""
         while True:
-            raise_if_cancelled()
+            raise_if_cancelling()
             try:
                 await self.end_overdue()
             except asyncio.CancelledError:

@@ -6,7 +6,6 @@ Enumerations reuse the protobuf enum numbers (``lfr.v1`` ``Category``, ``IndexAl
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import re
 import secrets
@@ -134,15 +133,6 @@ class AuditEvent:
     action: str
     actor: str
     details: dict[str, str] = field(default_factory=dict)
-
-
-def raise_if_cancelled() -> None:
-    """For background loops: a cancellation swallowed deeper down (``asyncio.wait_for`` on 3.11,
-    client libraries) still shows in ``Task.cancelling()``; without this check such a loop would
-    run for ever and keep the server's shutdown waiting."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 def audit_event(action: str, actor: str, at: datetime, **details: str) -> AuditEvent:

@@ -10,6 +10,7 @@ from datetime import timedelta
 from lfr.common import audit
 from lfr.common.errors import AlreadyExists, InvalidArgument, NotFound
 from lfr.common.logging import get_logger
+from lfr.common.tasks import raise_if_cancelling
 from lfr.inference import MODEL_VERSION, FaceAnalyzer
 from lfr.v1 import common_pb2
 from lfr_watchlist.enrolment import embed_images
@@ -20,7 +21,6 @@ from lfr_watchlist.model import (
     WatchlistRecord,
     audit_event,
     new_id,
-    raise_if_cancelled,
 )
 from lfr_watchlist.settings import WatchlistSettings
 from lfr_watchlist.store import Store
@@ -246,7 +246,7 @@ class WatchlistManager:
     async def run_purge(self) -> None:
         """Background task: purge every ``purge_interval_s``, whatever goes wrong."""
         while True:
-            raise_if_cancelled()
+            raise_if_cancelling()
             try:
                 await self.purge_expired()
             except asyncio.CancelledError:

@@ -24,6 +24,7 @@ from lfr.common.errors import ConfigError, LfrError
 from lfr.common.interceptors import ErrorAndLoggingInterceptor
 from lfr.common.logging import configure_logging, get_logger
 from lfr.common.settings import ServiceSettings
+from lfr.common.tasks import raise_if_cancelling
 
 log = get_logger("lfr.server")
 
@@ -92,15 +93,9 @@ class RunningServer:
         return healthy
 
     async def _watch_dependencies(self) -> None:
-        me = asyncio.current_task()
         while True:
-            # redis-py can swallow a cancel that lands while it opens a connection; honour a
-            # pending one on every turn so shutdown never waits on this loop.
-            if me is not None and me.cancelling():
-                raise asyncio.CancelledError
             await self.check_dependencies()
-            if me is not None and me.cancelling():
-                raise asyncio.CancelledError
+            raise_if_cancelling()
             await asyncio.sleep(self.settings.health_interval_s)
 
     async def start(self) -> None:
